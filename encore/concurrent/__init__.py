@@ -1,0 +1,1 @@
+"""Thread tools and the futures package: executors and work schedulers."""

@@ -1,0 +1,1 @@
+"""Executors and work schedulers built on :mod:`concurrent.futures`."""

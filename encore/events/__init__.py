@@ -1,0 +1,1 @@
+"""Application-wide event dispatch. The public facade is :mod:`encore.events.api`."""

@@ -1,0 +1,1 @@
+"""The abstract key-value store API and its stores."""

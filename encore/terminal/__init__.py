@@ -1,0 +1,1 @@
+"""Terminal output helpers; the public facade is :mod:`encore.terminal.api`."""

@@ -1,0 +1,1 @@
+"""Helpers for writing tests of code built on encore."""

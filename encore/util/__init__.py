@@ -1,0 +1,1 @@
+"""Small utilities that do not belong to a larger subpackage."""
