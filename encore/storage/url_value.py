@@ -11,16 +11,65 @@ from __future__ import annotations
 
 import email.utils
 import io
+import urllib.error
 import urllib.request
 from typing import Any
 
-from .abstract_store import Value, _check_range, check_metadata, copy_metadata
+from .abstract_store import StoreError, Value, _check_range, check_metadata, copy_metadata
 from .utils import buffer_iterator
 
-__all__ = ["URLValue", "DEFAULT_TIMEOUT"]
+__all__ = ["URLValue", "DEFAULT_TIMEOUT", "parse_content_range", "range_plan"]
 
 #: Seconds to wait for a server before giving up (connect and each read).
 DEFAULT_TIMEOUT = 30.0
+
+
+def parse_content_range(header: str | None) -> tuple[int, int, int | None] | None:
+    """Parse ``Content-Range: bytes first-last/total`` into ``(first, last, total)``.
+
+    ``total`` is None when the server wrote ``*``.  Returns None for anything
+    else (another unit, an unsatisfied-range form ``bytes */total``, garbage).
+    """
+    if not header:
+        return None
+    unit, _, rest = header.strip().partition(" ")
+    span, _, total = rest.partition("/")
+    first, sep, last = span.strip().partition("-")
+    if unit.lower() != "bytes" or not sep or not first.isdigit() or not last.isdigit():
+        return None
+    total = total.strip()
+    return int(first), int(last), (int(total) if total.isdigit() else None)
+
+
+def range_plan(status: int | None, content_range: str | None, start: int,
+               end: int | None) -> tuple[int, int | None]:
+    """Say how to read bytes ``start <= i < end`` from the answer to a Range request.
+
+    The request asked for ``Range: bytes=<start>-<end - 1>``.  A ``206``
+    answer carries the bytes its ``Content-Range`` names, which must begin at
+    or before *start*; any other answer (``200``, or a ``file:`` or ``ftp:``
+    URL, which have no status) carries the whole data.  Shared by
+    :class:`URLValue` and :class:`~encore.storage.dynamic_url_store.DynamicURLStore`.
+
+    Returns
+    -------
+    skip, limit : int, int or None
+        Discard *skip* bytes, then read at most *limit* bytes (None: to the end).
+
+    Raises
+    ------
+    StoreError
+        If a ``206`` answer has no usable ``Content-Range`` or one starting
+        after *start*.
+    """
+    limit = None if end is None else max(end - start, 0)
+    if status != 206:
+        return start, limit
+    span = parse_content_range(content_range)
+    if span is None or span[0] > start:
+        raise StoreError(f"206 response whose Content-Range {content_range!r} does not "
+                         f"cover byte {start}")
+    return start - span[0], limit
 
 
 class URLValue(Value):
@@ -127,7 +176,19 @@ class URLValue(Value):
         return copy_metadata(self._metadata)
 
     def range(self, start: int | None = None, end: int | None = None) -> Any:
-        """Return a stream of the bytes ``start <= i < end`` (end-exclusive)."""
+        """Return a stream of the bytes ``start <= i < end`` (end-exclusive).
+
+        It sends a ``Range`` request.  A ``206`` answer is checked against its
+        ``Content-Range``; from a server that ignores ``Range`` (``200``, and
+        ``file:`` URLs) the leading bytes are skipped and the stream limited
+        (see :func:`range_plan`).  A range starting past the end of the data
+        (``416``) gives an empty stream.
+
+        Raises
+        ------
+        StoreError
+            If a ``206`` answer does not cover the requested start.
+        """
         _check_range(start, end)
         first = start or 0
         if end is not None and end <= first:
@@ -135,17 +196,28 @@ class URLValue(Value):
         # HTTP ranges are end-inclusive: ask for bytes first..end-1.
         last = "" if end is None else str(end - 1)
         request = urllib.request.Request(self.url, headers={"Range": f"bytes={first}-{last}"})
-        stream = self._open(request)
+        try:
+            stream = self._open(request)
+        except urllib.error.HTTPError as error:
+            if error.code != 416:
+                raise
+            error.close()
+            return io.BytesIO(b"")
         status = getattr(stream, "status", None) or getattr(stream, "code", None)
-        if status != 206 and first:
-            # The server sent the whole body: skip to the start.
-            for _ in buffer_iterator(stream, max_bytes=first):
-                pass
-        if end is None:
+        headers = getattr(stream, "headers", None) or {}
+        try:
+            skip, limit = range_plan(status, headers.get("Content-Range"), first, end)
+            if skip:
+                for _ in buffer_iterator(stream, max_bytes=skip):
+                    pass
+        except BaseException:
+            stream.close()
+            raise
+        if limit is None:
             return stream
         from .file_value import _ClosingBufferIO
 
-        return _ClosingBufferIO(buffer_iterator(stream, max_bytes=end - first), stream)
+        return _ClosingBufferIO(buffer_iterator(stream, max_bytes=limit), stream)
 
     def __repr__(self) -> str:
         return f"URLValue({self.url!r}, {self._metadata!r})"
