@@ -197,7 +197,7 @@ def copy_keys(src: Any, dst: Any, pattern: str | None = None, *, dry_run: bool =
 
     Parameters
     ----------
-    src, dst : stores
+    src, dst : AbstractReadOnlyStore, AbstractStore
         Connected stores; *dst* must be writable.
     pattern : str, optional
         Only copy keys matching this glob pattern (``*`` crosses ``/``).
