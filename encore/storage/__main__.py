@@ -18,7 +18,7 @@ Subcommands::
     rm KEY...                               delete keys
     cp SRC_URL DST_URL [GLOB] [--dry-run]   copy keys between stores, with progress
     serve STORE_URL [--port 8080]           serve a store over HTTP
-    passwd USER --store USERS_URL           set a password for ``serve --users``
+    passwd USER --store USERS_URL           set a password for serve --users
 
 Metadata values are written ``NAME=VALUE`` for a string and ``NAME:=JSON``
 for any JSON value (``--meta size:=3``, ``--meta tags:='["a", "b"]'``).

@@ -1,7 +1,7 @@
 """The base class of stores built out of child stores, and the machinery they share.
 
 :class:`CompositeStore` is the base class of every store built out of child
-stores (:class:`JoinedStore` and
+stores (:class:`~encore.storage.joined_store.JoinedStore` and
 :class:`~encore.storage.mounted_store.MountedStore`).  It implements once what
 they share:
 
